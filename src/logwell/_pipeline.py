@@ -1,0 +1,560 @@
+"""A process's end of the shipper: start it, feed it, wait for it, replace it.
+
+One ``Pipeline`` is shared by a client and all its ``child()`` loggers. Its
+state is keyed to the pid that created it: the first call in a forked child
+notices the new pid and re-derives everything process-local (locks, counters,
+inbox) without taking any lock the parent may have held at fork time. The
+pipe's write end is kept, so a fleet forked from one process shares that
+process's shipper, and what the parent logged before the fork is delivered
+once, by the shipper that already holds it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import mmap
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from logwell import _inbox, _stats
+from logwell._channel import (
+    ChannelClosed,
+    ChannelFull,
+    Producer,
+    open_pipe,
+    wait_writable,
+    write_frame,
+)
+from logwell._encoding import ALTERED, TRUNCATED, encode
+from logwell.config import is_loopback_host
+from logwell.errors import LogwellError, LogwellErrorCode
+from logwell.types import LogwellConfig, Stats
+
+logger = logging.getLogger("logwell")
+logger.addHandler(logging.NullHandler())
+
+#: A shipper silent this long while the pipe is full is taken for dead.
+STALL_TIMEOUT: Final = 5.0
+#: How long a log call may wait for a shipper that is still starting up
+#: (an interpreter and urllib3 take a few hundred milliseconds to load).
+STARTUP_GRACE: Final = 3.0
+#: After a failed start, log calls wait this long before trying again.
+RESTART_PAUSE: Final = 1.0
+#: The same diagnostic is logged at most once per this many seconds.
+DIAGNOSTIC_EVERY: Final = 10.0
+_NOTIFIER_POLL: Final = 0.5
+
+# Reasons an entry is dropped before it reaches the shipper.
+QUEUE_FULL: Final = "queue_full"
+TOO_LARGE: Final = "too_large"
+INVALID: Final = "invalid"
+AFTER_SHUTDOWN: Final = "after_shutdown"
+SHIPPER_LOST: Final = "shipper_lost"
+NO_SHIPPER: Final = "no_shipper"
+_LOCAL_REASONS: Final = (QUEUE_FULL, TOO_LARGE, INVALID, AFTER_SHUTDOWN, SHIPPER_LOST, NO_SHIPPER)
+
+_SHIPPER_SETTINGS: Final = (
+    "api_key", "endpoint", "batch_size", "flush_interval", "max_queue_size", "max_retries",
+    "timeout", "shutdown_timeout", "max_batch_bytes", "max_queue_bytes", "retry_backoff",
+    "retry_backoff_max", "max_retry_after",
+)
+_live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _read(counter: itertools.count[int]) -> int:
+    """The value of an ``itertools.count`` without advancing it.
+
+    Counting with ``next()`` is atomic under the GIL, unlike ``+= 1``.
+    """
+    return int(repr(counter)[6:-1])
+
+
+class _Channel:
+    """One shipper generation: the pipe, its shared counters, and maybe its process."""
+
+    def __init__(self, fd: int, block: mmap.mmap, nonce: str,
+                 process: subprocess.Popen[bytes] | None) -> None:
+        self.fd = fd
+        self.block = block
+        self.nonce = nonce
+        self.process = process  # set only in the process that started the shipper
+        self.started = time.monotonic()
+
+    def shipper_pid(self) -> int:
+        return _stats.read_header(self.block).shipper_pid
+
+    def starting(self) -> bool:
+        """The shipper process exists but has not yet begun to read."""
+        waited = time.monotonic() - self.started
+        return waited < STARTUP_GRACE and _stats.heartbeat_age(self.block) == float("inf")
+
+    def stalled(self) -> bool:
+        """No heartbeat for STALL_TIMEOUT, counting from the start (SIGSTOP, a hang, death)."""
+        since_start = time.monotonic() - self.started
+        return min(_stats.heartbeat_age(self.block), since_start) > STALL_TIMEOUT
+
+    def disown(self) -> None:
+        """Forget the shipper's process handle in a forked child.
+
+        Only the parent can wait for its child; the copy in a forked process is
+        marked settled so that it neither waits for the shipper nor warns about it.
+        """
+        if self.process is not None:
+            self.process.returncode = 0
+            self.process = None
+
+
+class Pipeline:
+    """Producer side of the process-isolated pipeline."""
+
+    def __init__(self, config: LogwellConfig) -> None:
+        self._settings: dict[str, Any] = {name: config.get(name) for name in _SHIPPER_SETTINGS}
+        self._settings["ca_certs"] = config.get("ca_certs")
+        self._endpoint = config["endpoint"]
+        self._max_entry_bytes = config["max_entry_bytes"]
+        self.shutdown_timeout: float = config["shutdown_timeout"]
+        self._on_error: Callable[[Exception], None] | None = config.get("on_error")
+        self._on_flush: Callable[[int], None] | None = config.get("on_flush")
+        self._channel: _Channel | None = None
+        self._stopped = False
+        self._closed = False
+        self._restart_after = 0.0
+        self._reset_process_state()
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Pipeline endpoint={self._endpoint!r} pid={self._pid}>"
+
+    def _reset_process_state(self) -> None:
+        """Everything that belongs to one process; called again first thing after a fork."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._producer = Producer(self._pid)
+        self._sent = itertools.count()
+        self._altered = itertools.count()
+        self._truncated = itertools.count()
+        self._dropped = {reason: itertools.count() for reason in _LOCAL_REASONS}
+        self._reported = dict.fromkeys(_LOCAL_REASONS, 0)
+        self._carried = [0] * len(_stats.Slot._fields)  # counters of shippers that are gone
+        self._sent_before = 0  # entries sent into channels that are gone
+        self._lost_in_shipper = 0  # entries sent to a shipper that died holding them
+        self._dispatch_lock = threading.RLock()
+        self._inbox_lock = threading.Lock()  # a callback may call flush()
+        self._message_ids = itertools.count()
+        self._flush_tokens = itertools.count(1)
+        inherited = getattr(self, "_inbox", None)
+        if inherited is not None:  # the parent's socket: close our copy, bind our own later
+            inherited.close()
+        self._inbox: _inbox.Inbox | None = None
+        self._notifier: threading.Thread | None = None
+        self._notifier_stop = threading.Event()
+        self._restarts = 0
+        self._diagnosed: dict[str, float] = {}
+        if self._channel is not None:
+            self._channel.disown()  # a forked child shares the shipper but does not own it
+
+    # -- the log call's path -------------------------------------------------------------
+
+    def submit(self, entry: dict[str, Any]) -> None:
+        """Encode one entry and hand it to the shipper; never blocks, never raises."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if self._stopped:
+            next(self._dropped[AFTER_SHUTDOWN])
+            return
+        try:
+            data, flags = encode(entry, self._max_entry_bytes)
+        except Exception:  # a __str__ that lies about its type, say
+            next(self._dropped[INVALID])
+            return
+        if flags:
+            if flags & ALTERED:
+                next(self._altered)
+            if flags & TRUNCATED:
+                next(self._truncated)
+            if len(data) > self._max_entry_bytes:
+                next(self._dropped[TOO_LARGE])
+                return
+        channel = self._channel or self._start()
+        if channel is None:
+            next(self._dropped[NO_SHIPPER])
+            return
+        if self._notifier is None:
+            self._start_notifier()
+        try:
+            self._producer.send(channel.fd, data, self._message_ids)
+        except ChannelFull:
+            if channel.starting() and self._send_when_started(channel, data):
+                return
+            next(self._dropped[QUEUE_FULL])
+            if channel.stalled():
+                self._lose(channel, "stopped answering")
+            return
+        except ChannelClosed:
+            next(self._dropped[SHIPPER_LOST])
+            self._lose(channel, "exited")
+            return
+        next(self._sent)
+
+    def _send_when_started(self, channel: _Channel, data: bytes) -> bool:
+        """Wait out the shipper's start-up instead of dropping the first burst of entries."""
+        while channel.starting():
+            wait_writable(channel.fd, 0.05)
+            try:
+                self._producer.send(channel.fd, data, self._message_ids)
+            except ChannelFull:
+                continue
+            except ChannelClosed:
+                return False
+            next(self._sent)
+            return True
+        return False
+
+    def start(self) -> None:
+        """Start the shipper now rather than at the first log call."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if self._channel is None:
+            self._start()
+
+    def drop(self, reason: str) -> None:
+        """Count an entry the client refused before encoding it."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        next(self._dropped[reason])
+
+    # -- starting and losing the shipper ------------------------------------------------
+
+    def _start(self) -> _Channel | None:
+        with self._lock:
+            if self._channel is not None:
+                return self._channel
+            if self._closed or time.monotonic() < self._restart_after:
+                return None
+            try:
+                self._channel = self._spawn()
+            except Exception as exc:  # no interpreter, no memory, no fds: log calls go on
+                self._restart_after = time.monotonic() + RESTART_PAUSE
+                self._report(LogwellError(
+                    f"could not start the shipper process: {exc}", LogwellErrorCode.NETWORK_ERROR,
+                    retryable=True))
+                return None
+            return self._channel
+
+    def _spawn(self) -> _Channel:
+        read_fd, write_fd = open_pipe()
+        stats_fd, block = _stats.create()
+        nonce = secrets.token_hex(8)
+        settings = {**self._settings, "nonce": nonce, "read_fd": read_fd, "stats_fd": stats_fd}
+        command = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []),
+                   "-m", "logwell._shipper"]
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, pass_fds=(read_fd, stats_fd), close_fds=True,
+                start_new_session=True,
+            )
+            assert process.stdin is not None
+            with process.stdin:
+                process.stdin.write(orjson.dumps(settings))
+        except BaseException:
+            os.close(write_fd)
+            block.close()
+            raise
+        finally:
+            os.close(read_fd)
+            os.close(stats_fd)
+        return _Channel(write_fd, block, nonce, process)
+
+    def _lose(self, channel: _Channel, how: str) -> None:
+        """Give up a shipper that died or hangs; count what it took with it."""
+        with self._lock:
+            if self._channel is not channel:
+                return
+            self._channel = None
+            slot = _stats.read_slot(channel.block, self._pid)
+            sent_now = _read(self._sent)
+            settled = slot.delivered + slot.rejected + slot.failed + slot.dropped
+            lost = max(0, sent_now - self._sent_before - settled)
+            self._lost_in_shipper += lost
+            self._sent_before = sent_now
+            for index in (_stats.DELIVERED, _stats.REJECTED, _stats.FAILED, _stats.DROPPED,
+                          _stats.ALTERED):
+                self._carried[index] += slot[index]
+            self._restarts += 1
+            pid = channel.shipper_pid()
+            if pid and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if channel.process is not None:
+                try:
+                    channel.process.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    channel.disown()
+            os.close(channel.fd)
+        self._report(LogwellError(
+            f"the shipper process (pid {pid}) {how}; {lost} entries it held were lost, "
+            "a new shipper starts with the next log call", LogwellErrorCode.NETWORK_ERROR,
+            retryable=False))
+
+    # -- waiting for the shipper ------------------------------------------------------
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything this process sent is settled; False on timeout."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        channel = self._channel
+        if channel is None or self._closed:
+            self._dispatch([])
+            return True
+        deadline = time.monotonic() + timeout
+        inbox = self._own_inbox(channel)
+        token = next(self._flush_tokens)
+        frame = self._producer.flush_frame(token)
+        while True:
+            try:
+                write_frame(channel.fd, frame)
+                break
+            except ChannelFull:
+                if not wait_writable(channel.fd, min(0.05, deadline - time.monotonic())):
+                    if time.monotonic() >= deadline:
+                        return False
+                    if channel.stalled():
+                        self._lose(channel, "stopped answering")
+                        return True
+            except ChannelClosed:
+                self._lose(channel, "exited")
+                return True
+        while _stats.read_slot(channel.block, self._pid).flushed_token < token:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if inbox is None:
+                time.sleep(min(left, 0.01))
+            else:
+                self._dispatch(inbox.receive(min(left, 0.05)))
+            if channel.stalled() or self._exited(channel):
+                self._lose(channel, "exited")
+                return True
+        if inbox is not None:
+            self._dispatch(inbox.receive(0.0))
+        return True
+
+    @staticmethod
+    def _exited(channel: _Channel) -> bool:
+        return channel.process is not None and channel.process.poll() is not None
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush, let go of the shipper, and stop taking entries. Idempotent."""
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if self._closed:
+            return True
+        deadline = time.monotonic() + timeout
+        self._stopped = True
+        done = self.flush(timeout)
+        with self._lock:
+            if self._closed:
+                return done
+            self._closed = True
+            channel = self._channel
+        self._stop_notifier()
+        if channel is not None:
+            os.close(channel.fd)
+            if channel.process is not None:
+                # The shipper exits once every process of the fleet has let go of the pipe.
+                try:
+                    channel.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        if self._inbox is not None:
+            self._dispatch(self._inbox.receive(0.0))
+            self._inbox.close()
+            self._inbox = None
+        return done
+
+    # -- accounting -------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        channel = self._channel
+        slot = _stats.read_slot(channel.block, self._pid) if channel else _stats.Slot()
+        header = _stats.read_header(channel.block) if channel else _stats.Header()
+        totals = [a + b for a, b in zip(slot, self._carried, strict=True)]
+        dropped = {reason: _read(counter) for reason, counter in self._dropped.items()}
+        logged = _read(self._sent) + sum(dropped.values())
+        dropped[SHIPPER_LOST] += self._lost_in_shipper
+        dropped["backlog_full"] = totals[_stats.DROPPED]
+        settled = (totals[_stats.DELIVERED] + totals[_stats.REJECTED] + totals[_stats.FAILED]
+                   + totals[_stats.DROPPED] + self._lost_in_shipper)
+        return Stats(
+            logged=logged,
+            delivered=totals[_stats.DELIVERED],
+            rejected=totals[_stats.REJECTED],
+            failed=totals[_stats.FAILED],
+            dropped=dropped,
+            backlog=max(0, _read(self._sent) - settled),
+            altered=_read(self._altered) + totals[_stats.ALTERED],
+            truncated=_read(self._truncated),
+            shipper={
+                "pid": header.shipper_pid,
+                "restarts": self._restarts,
+                "requests": header.requests,
+                "retries": header.retries,
+                "backlog": header.backlog,
+                "backlog_bytes": header.backlog_bytes,
+                "delivered": header.delivered,
+                "failed": header.failed,
+                "dropped": header.dropped,
+            },
+        )
+
+    def pending(self) -> int:
+        return self.stats()["backlog"]
+
+    # -- notes and callbacks ----------------------------------------------------------
+
+    def _own_inbox(self, channel: _Channel) -> _inbox.Inbox | None:
+        with self._inbox_lock:
+            if self._inbox is None:
+                try:
+                    self._inbox = _inbox.Inbox(channel.nonce, self._pid)
+                except OSError:
+                    return None
+            return self._inbox
+
+    def _start_notifier(self) -> None:
+        """Run callbacks and diagnostics on a thread of their own, started on first use."""
+        with self._lock:
+            channel = self._channel
+            if self._notifier is not None or channel is None or self._closed:
+                return
+            stop = self._notifier_stop = threading.Event()
+            inbox = self._own_inbox(channel)
+            thread = threading.Thread(
+                target=self._notify_forever, args=(inbox, stop), name="logwell-notifier",
+                daemon=True)
+            self._notifier = thread
+        thread.start()
+
+    def _notify_forever(self, inbox: _inbox.Inbox | None, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if inbox is None:
+                stop.wait(_NOTIFIER_POLL)
+                self._dispatch([])
+            else:
+                self._dispatch(inbox.receive(_NOTIFIER_POLL))
+
+    def _stop_notifier(self) -> None:
+        thread = self._notifier
+        if thread is None or thread is threading.current_thread():
+            return
+        self._notifier_stop.set()
+        if self._inbox is not None:
+            self._inbox.poke({"kind": "wake"})
+        thread.join(1.0)
+        self._notifier = None
+
+    def _dispatch(self, notes: list[dict[str, Any]]) -> None:
+        with self._dispatch_lock:
+            self._dispatch_locked(notes)
+
+    def _dispatch_locked(self, notes: list[dict[str, Any]]) -> None:
+        for reason in (QUEUE_FULL, TOO_LARGE, NO_SHIPPER):
+            count = _read(self._dropped[reason])
+            if count > self._reported[reason]:
+                fresh = count - self._reported[reason]
+                self._reported[reason] = count
+                self._report(LogwellError(
+                    _LOCAL_DROP_MESSAGES[reason].format(count=fresh),
+                    LogwellErrorCode.QUEUE_OVERFLOW if reason != TOO_LARGE
+                    else LogwellErrorCode.VALIDATION_ERROR))
+        for note in notes:
+            kind = note.get("kind")
+            if kind == "flushed" and self._on_flush is not None:
+                self._call(self._on_flush, int(note.get("count", 0)))
+            elif kind == "error":
+                try:
+                    code = LogwellErrorCode(note.get("code"))
+                except ValueError:
+                    code = LogwellErrorCode.SERVER_ERROR
+                count = note.get("count", 0)
+                self._report(LogwellError(
+                    f"{note.get('message', '')} ({count} entries)", code,
+                    note.get("status"), bool(note.get("retryable"))))
+
+    def _report(self, error: LogwellError) -> None:
+        """Hand an error to ``on_error``, or to the ``logwell`` logger, at a bounded rate."""
+        if self._on_error is not None:
+            self._call(self._on_error, error)
+            return
+        now = time.monotonic()
+        if now - self._diagnosed.get(error.code.value, -DIAGNOSTIC_EVERY) >= DIAGNOSTIC_EVERY:
+            self._diagnosed[error.code.value] = now
+            logger.warning("logwell: %s", error)
+
+    def _call(self, callback: Callable[[Any], None], argument: object) -> None:
+        try:
+            callback(argument)
+        except Exception:
+            now = time.monotonic()
+            if now - self._diagnosed.get("callback", -DIAGNOSTIC_EVERY) >= DIAGNOSTIC_EVERY:
+                self._diagnosed["callback"] = now
+                logger.exception("logwell: a callback raised; the SDK carries on")
+
+
+_LOCAL_DROP_MESSAGES: Final = {
+    QUEUE_FULL: "the channel to the shipper was full; {count} entries were dropped",
+    TOO_LARGE: "{count} entries stayed larger than max_entry_bytes after truncation and "
+    "were dropped",
+    NO_SHIPPER: "no shipper process could be started; {count} entries were dropped",
+}
+
+
+def warn_if_plain_http(endpoint: str) -> None:
+    """One warning when the API key would cross a network unencrypted."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        logger.warning(
+            "logwell: endpoint %s uses plain http; the API key travels unencrypted. "
+            "Use https for any server that is not on this machine.", endpoint)
+
+
+def _park_notifiers() -> None:
+    """Stop notifier threads before os.fork(), so that the fork sees no thread of ours.
+
+    Only to keep Python's warning about forking a threaded process away: nothing
+    depends on it, and forks that skip this hook stay correct.
+    """
+    for pipeline in list(_live):
+        if pipeline._pid == os.getpid():
+            pipeline._stop_notifier()
+
+
+def _shutdown_all() -> None:
+    for pipeline in list(_live):
+        try:
+            pipeline.shutdown(pipeline.shutdown_timeout)
+        except Exception:
+            logger.exception("logwell: shutdown at exit failed")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_park_notifiers)
+atexit.register(_shutdown_all)
