@@ -73,8 +73,16 @@ def encode(entry: dict[str, Any], max_bytes: int) -> tuple[bytes, int]:
         pass
     else:
         message = entry["message"]
+        line = entry.get("lineNumber")
+        metadata = entry.get("metadata")
         # NUL characters are left to the shipper (see ``replace_nul``), off this thread.
-        if type(message) is str and message and not message.isspace():
+        if (
+            type(message) is str
+            and message
+            and not message.isspace()
+            and (metadata is None or type(metadata) is dict)
+            and (line is None or (type(line) is int and 0 < line <= _MAX_LINE))
+        ):
             if len(data) <= max_bytes:
                 return data, 0
             return _truncate(dict(entry), max_bytes), TRUNCATED

@@ -71,6 +71,12 @@ _SHIPPER_SETTINGS: Final = (
     "retry_backoff_max", "max_retry_after",
 )
 _live: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+# Shippers still draining after their owner stopped waiting; reaped when they end.
+_unreaped: list[subprocess.Popen[bytes]] = []
+
+
+def _reap() -> None:
+    _unreaped[:] = [process for process in _unreaped if process.poll() is None]
 
 
 def _read(counter: itertools.count[int]) -> int:
@@ -254,6 +260,7 @@ class Pipeline:
             return self._channel
 
     def _spawn(self) -> _Channel:
+        _reap()
         read_fd, write_fd = open_pipe()
         stats_fd, block = _stats.create()
         nonce = secrets.token_hex(8)
@@ -375,11 +382,13 @@ class Pipeline:
         if channel is not None:
             os.close(channel.fd)
             if channel.process is not None:
-                # The shipper exits once every process of the fleet has let go of the pipe.
+                # The shipper exits once every process of the fleet has let go of the pipe,
+                # and once it has drained; past our deadline it finishes on its own.
                 try:
                     channel.process.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    pass
+                    _unreaped.append(channel.process)
+                channel.process = None
         if self._inbox is not None:
             self._dispatch(self._inbox.receive(0.0))
             self._inbox.close()
@@ -553,6 +562,9 @@ def _shutdown_all() -> None:
             pipeline.shutdown(pipeline.shutdown_timeout)
         except Exception:
             logger.exception("logwell: shutdown at exit failed")
+    _reap()
+    for process in _unreaped:
+        process.returncode = 0  # still draining, on its own clock: not ours to wait for
 
 
 if hasattr(os, "register_at_fork"):

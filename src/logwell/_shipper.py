@@ -233,9 +233,11 @@ class Shipper:
 
     def _deliver(self, batch: Batch) -> None:
         """Send one batch, splitting on 413 and to isolate an entry that fails the batch."""
-        budget = self._max_retries + 1 + (2 * len(batch).bit_length() if len(batch) > 1 else 0)
+        # Bisecting a batch to find an entry that fails it with 500 takes about two
+        # requests per halving; those do not eat into max_retries.
+        bisect_allowance = 2 * len(batch).bit_length() if len(batch) > 1 else 0
         parts: list[tuple[Batch, bool]] = [(batch, False)]
-        requests = failures = 0
+        requests = retries = failures = 0
         while parts:
             part, from_split = parts.pop()
             if time.monotonic() < self._auth_paused_until:
@@ -269,8 +271,9 @@ class Shipper:
                     f"the server refused the batch as final: {_excerpt(answer.body)}",
                     answer.status, retryable=False))
             else:
+                allowed = self._max_retries + (bisect_allowance if answer.status == 500 else 0)
                 poison_suspect = len(part) == 1 and from_split and failures >= 1
-                if requests >= budget or poison_suspect:
+                if retries >= allowed or poison_suspect:
                     code = (LogwellErrorCode.RATE_LIMITED if answer.status == 429 else
                             LogwellErrorCode.NETWORK_ERROR if answer.status is None else
                             LogwellErrorCode.SERVER_ERROR)
@@ -287,6 +290,7 @@ class Shipper:
                 retry_after = parse_retry_after(answer.retry_after, time.time())
                 delay = self._backoff.delay(failures, random.random(), retry_after)
                 failures += 1
+                retries += 1
                 self._header[_stats.RETRIES] += 1
                 self._sleep(delay)
 

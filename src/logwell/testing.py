@@ -68,7 +68,8 @@ class Reply:
     ``Reply()`` / ``Reply(200)`` without a body lets the request be processed normally (with
     ``headers`` added and ``delay`` applied). Any other status answers without processing, with
     ``body`` or, if empty, a body shaped like the real server's for that status.
-    At most one of ``hang``, ``reset`` and ``delay`` may be set.
+    At most one of ``hang``, ``reset`` and ``delay`` may be set; ``delay`` adds to
+    :meth:`IngestServer.set_delay`.
     """
 
     status: int = 200
@@ -125,6 +126,18 @@ class _BadRequest(Exception):
 
 class _BadJson(Exception):
     pass
+
+
+class _Batch(NamedTuple):
+    """A stored request body: entries are built from it only when someone reads them.
+
+    Keeping parsed entries alive for every request would make a long run allocation-bound
+    (and its memory several times larger); the raw body is already in memory anyway.
+    """
+
+    body: bytes
+    accepted: list[int] | None  # indices of the accepted entries; None when all were
+    line_numbers: dict[int, Any]  # stored lineNumber where it differs from the sent one
 
 
 class _Slot:
@@ -449,6 +462,7 @@ class IngestServer:
         self._cond = threading.Condition(self._lock)
         self._control = threading.Lock()
         self._entries: list[dict[str, Any]] = []
+        self._pending: list[_Batch] = []
         self._slots: list[_Slot] = []
         self._accepted = 0
         self._rejected = 0
@@ -530,8 +544,13 @@ class IngestServer:
 
     @property
     def entries(self) -> list[dict[str, Any]]:
-        """Accepted entries in arrival order, with only the fields the server stores."""
+        """Accepted entries in arrival order, with only the fields the server stores.
+
+        Values are as sent, except ``lineNumber`` (a string becomes None, 42.0 becomes 42).
+        A new list each time; entries are built from the stored bodies on first read.
+        """
         with self._lock:
+            self._build_entries()
             return list(self._entries)
 
     @property
@@ -555,7 +574,7 @@ class IngestServer:
     def wait_for_entries(self, n: int, timeout: float) -> bool:
         """Block until at least ``n`` entries are stored; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._entries) >= n, timeout)
+            return self._cond.wait_for(lambda: self._accepted >= n, timeout)
 
     def wait_for_requests(self, n: int, timeout: float) -> bool:
         """Block until at least ``n`` requests have arrived; False on timeout."""
@@ -566,6 +585,7 @@ class IngestServer:
         """Forget received entries, requests and counts; behaviours stay as they are."""
         with self._cond:
             self._entries = []
+            self._pending = []
             self._slots = []
             self._accepted = 0
             self._rejected = 0
@@ -874,10 +894,12 @@ class IngestServer:
             items = parsed
         else:
             return _error(400, "validation_error", "Send one log object or an array of them")
-        return self._ingest(items, scan_nul=_NUL_ESCAPE in body)
+        return self._ingest(body, items)
 
-    def _ingest(self, items: list[Any], *, scan_nul: bool) -> _Answer:
-        stored: list[dict[str, Any]] = []
+    def _ingest(self, body: bytes, items: list[Any]) -> _Answer:
+        scan_nul = _NUL_ESCAPE in body
+        accepted: list[int] = []
+        line_numbers: dict[int, Any] = {}
         errors: list[str] = []
         for index, item in enumerate(items):
             problem = _entry_problem(item)
@@ -894,23 +916,40 @@ class IngestServer:
                     isinstance(metadata, dict | list) and _contains_nul(metadata)
                 ):
                     return _internal_error()
-            entry = {name: item[name] for name in _KNOWN_FIELDS if name in item}
-            if "lineNumber" in entry:
-                line_number = _line_number(entry["lineNumber"])
+            if "lineNumber" in item:
+                sent = item["lineNumber"]
+                line_number = _line_number(sent)
                 if line_number is _POISON:
                     return _internal_error()
-                entry["lineNumber"] = line_number
-            stored.append(entry)
+                if line_number is not sent:
+                    line_numbers[index] = line_number
+            accepted.append(index)
+        if accepted:
+            batch = _Batch(body, None if not errors else accepted, line_numbers)
         with self._cond:
-            self._entries.extend(stored)
-            self._accepted += len(stored)
+            if accepted:
+                self._pending.append(batch)
+            self._accepted += len(accepted)
             self._rejected += len(errors)
             self._cond.notify_all()
         if errors:
             return _json_answer(
-                200, {"accepted": len(stored), "rejected": len(errors), "errors": errors}
+                200, {"accepted": len(accepted), "rejected": len(errors), "errors": errors}
             )
-        return _json_answer(200, {"accepted": len(stored)})
+        return _json_answer(200, {"accepted": len(accepted)})
+
+    def _build_entries(self) -> None:
+        """Turn stored bodies into entries, as the server stores them; call with _lock held."""
+        for body, accepted, line_numbers in self._pending:
+            parsed = _parse_json(body)
+            items = [parsed] if isinstance(parsed, dict) else parsed
+            for index in range(len(items)) if accepted is None else accepted:
+                item = items[index]
+                entry = {name: item[name] for name in _KNOWN_FIELDS if name in item}
+                if index in line_numbers:
+                    entry["lineNumber"] = line_numbers[index]
+                self._entries.append(entry)
+        self._pending.clear()
 
 
 def _discard(rfile: IO[bytes], length: int) -> None:
