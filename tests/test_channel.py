@@ -62,7 +62,8 @@ def test_slices_of_two_producers_interleave() -> None:
     sa, sb = a.slices(big_a, 7), b.slices(big_b, 7)
     stream = b"".join(x for pair in itertools.zip_longest(sa, sb, fillvalue=b"") for x in pair)
     items = list(FrameReader().feed(stream))
-    assert sorted((i.pid, i.data) for i in items if isinstance(i, Entry)) == [(1, big_a), (2, big_b)]
+    found = sorted((i.pid, i.data) for i in items if isinstance(i, Entry))
+    assert found == [(1, big_a), (2, big_b)]
 
 
 def test_unfinished_slices_expire_and_are_counted() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from logwell import Logwell, LogwellError, LogwellErrorCode, capture_source_location
+from logwell import Logwell, LogwellError, capture_source_location
 from logwell.testing import IngestServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -70,7 +70,9 @@ def test_child_shutdown_stops_only_the_child(
     assert parent.stats()["dropped"]["after_shutdown"] == 1
 
 
-def test_log_accepts_a_full_entry(server: IngestServer, make_client: Callable[..., Logwell]) -> None:
+def test_log_accepts_a_full_entry(
+    server: IngestServer, make_client: Callable[..., Logwell]
+) -> None:
     """log() keeps given fields, fills the rest, and drops an entry with no valid level."""
     client = make_client(service="default")
     client.log({"level": "error", "message": "given", "timestamp": "2026-01-01T00:00:00.000Z",

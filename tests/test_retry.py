@@ -46,7 +46,9 @@ def test_retry_after_in_seconds_and_as_a_date() -> None:
     base=st.floats(min_value=0.0, max_value=60.0),
     cap=st.floats(min_value=0.0, max_value=3_600.0),
 )
-def test_backoff_is_capped_and_jittered(attempt: int, jitter: float, base: float, cap: float) -> None:
+def test_backoff_is_capped_and_jittered(
+    attempt: int, jitter: float, base: float, cap: float
+) -> None:
     """The wait lies in the upper half of min(cap, base * 2**attempt), never above the cap."""
     step = min(cap, base * 2.0 ** min(attempt, 62))
     delay = Backoff(base, cap).delay(attempt, jitter)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from conftest import shipper_pids, wait_for
 from logwell import Logwell, LogwellError, LogwellErrorCode
 from logwell.testing import IngestServer, Reply
 
@@ -244,3 +245,19 @@ def test_accounting_identity_holds_under_mixed_failures(
     stats = client.stats()
     assert accounting_balances(stats) and stats["backlog"] == 0
     assert stats["failed"] == 7 and stats["delivered"] + stats["dropped"]["backlog_full"] == 193
+
+
+def test_shutdown_cuts_a_long_backoff_short(
+    server: IngestServer, make_client: Callable[..., Logwell]
+) -> None:
+    """A shipper waiting 30 s to retry still lets shutdown return on time, and exits soon."""
+    server.script(*[503] * 50)
+    client = make_client(retry_backoff=30.0, retry_backoff_max=30.0, shutdown_timeout=1.0)
+    client.info("doomed")
+    assert server.wait_for_requests(1, 10)
+    shipper = client.stats()["shipper"]["pid"]
+    started = time.monotonic()
+    assert client.shutdown(1.0) is False
+    assert time.monotonic() - started < 2.0
+    assert wait_for(lambda: shipper not in shipper_pids(), 5.0)
+    assert time.monotonic() - started < 4.0

@@ -248,7 +248,8 @@ class Shipper:
                     LogwellErrorCode.NETWORK_ERROR,
                     "shutdown_timeout passed while retrying", None, retryable=False))
                 continue
-            answer = self._transport.post(encode_body([data for _, data in part]))
+            left = None if self._deadline is None else max(0.01, self._deadline - time.monotonic())
+            answer = self._transport.post(encode_body([data for _, data in part]), left)
             requests += 1
             self._header[_stats.REQUESTS] += 1
             verdict = classify(answer.status)

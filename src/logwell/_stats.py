@@ -131,9 +131,12 @@ class Publisher:
         """The live counters of ``pid`` as a mutable list in ``Slot`` field order."""
         counters = self._slots.get(pid)
         if counters is None:
+            index = self._claim(pid)
             counters = list(Slot(pid=pid))
             self._slots[pid] = counters
-            self._index[pid] = self._claim(pid)
+            self._index[pid] = index
+            if index >= 0:
+                _SLOT.pack_into(self._block, _offset(index), *counters)
         return counters
 
     def _claim(self, pid: int) -> int:

@@ -48,11 +48,14 @@ class Transport:
             "Authorization": f"Bearer {api_key}",
             "User-Agent": f"logwell-python/{__version__}",
         }
+        self._connect_timeout = min(timeout, 10.0)
+        self._read_timeout = timeout
+        self._timeout = urllib3.Timeout(connect=self._connect_timeout, read=timeout)
         self._pool = urllib3.PoolManager(
             num_pools=1,
             maxsize=1,
             retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 10.0), read=timeout),
+            timeout=self._timeout,
             cert_reqs="CERT_REQUIRED",
             ca_certs=ca_certs,
         )
@@ -60,10 +63,17 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(url={self.url!r})"
 
-    def post(self, body: bytes) -> Answer:
+    def post(self, body: bytes, timeout: float | None = None) -> Answer:
+        """POST one body; ``timeout`` shortens the configured one (a drain near its deadline)."""
+        limit = self._timeout
+        if timeout is not None:
+            limit = urllib3.Timeout(
+                connect=min(self._connect_timeout, timeout), read=min(self._read_timeout, timeout)
+            )
         try:
             response = self._pool.request(
-                "POST", self.url, body=body, headers=self._headers, redirect=False
+                "POST", self.url, body=body, headers=self._headers, redirect=False,
+                timeout=limit,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return Answer(None, error=f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -191,6 +192,12 @@ def validate_config(config: LogwellConfig) -> LogwellConfig:
                     f"{name!r} must be a non-empty string, got {type(value).__name__} {value!r}."
                 )
             merged[name] = value
+    ca_certs = merged.get("ca_certs")
+    if ca_certs is not None and not os.path.isfile(ca_certs):
+        raise _invalid(
+            f"'ca_certs' must be the path of a PEM file of CA certificates; {ca_certs!r} "
+            "is not a file."
+        )
     for name in _CALLBACKS:
         if name in config:
             callback = config[name]  # type: ignore[literal-required]
