@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,10 +21,23 @@ from logwell.testing import IngestServer
 
 #: How long a shipper may take to exit after its last writer is gone.
 SHIPPER_EXIT_TIMEOUT = 15.0
+#: Inherited by every process this test run starts, shippers included, so that
+#: the leak check sees this run's shippers and not those of another run.
+RUN_MARKER = "LOGWELL_TEST_RUN"
+os.environ.setdefault(RUN_MARKER, uuid.uuid4().hex)
+_RUN_TAG = f"{RUN_MARKER}={os.environ[RUN_MARKER]}".encode()
+
+
+def _ours(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return _RUN_TAG in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def shipper_pids() -> set[int]:
-    """Pids of every logwell shipper process on this machine."""
+    """Pids of the logwell shipper processes started by this test run."""
     pids = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -39,7 +53,7 @@ def shipper_pids() -> set[int]:
                     state = f.read().rsplit(b")", 1)[1].split()[0]
             except (OSError, IndexError):
                 continue
-            if state != b"Z":
+            if state != b"Z" and _ours(name):
                 pids.add(int(name))
     return pids
 

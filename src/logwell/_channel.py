@@ -68,11 +68,11 @@ def write_frame(fd: int, frame: bytes) -> None:
 class Producer:
     """Frames for one process; its pid is part of every frame."""
 
-    __slots__ = ("_chunk_head", "_entry_head", "_flush_head", "pid")
+    __slots__ = ("_chunk_head", "_flush_head", "entry_head", "pid")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._entry_head = b"E%d " % pid
+        self.entry_head = b"E%d " % pid
         self._chunk_head = b"C%d " % pid
         self._flush_head = b"F%d " % pid
 
@@ -82,7 +82,7 @@ class Producer:
         Raises ChannelFull or ChannelClosed. A large entry that meets a full pipe
         halfway is abandoned; the shipper discards its slices after PARTIAL_TTL.
         """
-        frame = self._entry_head + data + b"\n"
+        frame = self.entry_head + data + b"\n"
         if len(frame) <= FRAME_MAX:
             try:
                 os.write(fd, frame)

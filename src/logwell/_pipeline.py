@@ -30,6 +30,7 @@ import orjson
 
 from logwell import _inbox, _stats
 from logwell._channel import (
+    FRAME_MAX,
     ChannelClosed,
     ChannelFull,
     Producer,
@@ -148,6 +149,7 @@ class Pipeline:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._producer = Producer(self._pid)
+        self._entry_head = self._producer.entry_head
         self._sent = itertools.count()
         self._altered = itertools.count()
         self._truncated = itertools.count()
@@ -199,16 +201,20 @@ class Pipeline:
             return
         if self._notifier is None:
             self._start_notifier()
+        frame = self._entry_head + data + b"\n"
         try:
-            self._producer.send(channel.fd, data, self._message_ids)
-        except ChannelFull:
+            if len(frame) <= FRAME_MAX:
+                os.write(channel.fd, frame)  # the common case, inlined: one atomic write
+            else:
+                self._producer.send(channel.fd, data, self._message_ids)
+        except (BlockingIOError, ChannelFull):
             if channel.starting() and self._send_when_started(channel, data):
                 return
             next(self._dropped[QUEUE_FULL])
             if channel.stalled():
                 self._lose(channel, "stopped answering")
             return
-        except ChannelClosed:
+        except (OSError, ChannelClosed):
             next(self._dropped[SHIPPER_LOST])
             self._lose(channel, "exited")
             return
