@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from logwell import Logwell, LogwellError, capture_source_location
+from logwell import Logwell, LogwellError, LogwellErrorCode, capture_source_location
 from logwell.testing import IngestServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -258,3 +258,34 @@ def test_hostile_data_never_raises_and_is_counted(
     messages = [e["message"] for e in server.entries]
     assert "nul\ufffdinside" in messages and "(empty message)" in messages
     assert any(m.startswith("xxx") and "truncated by logwell" in m for m in messages)
+
+
+def test_a_shipper_that_cannot_start_costs_drops_not_exceptions(
+    server: IngestServer, make_client: Callable[..., Logwell], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no interpreter to run, log calls are counted drops; restarts back off, then recover."""
+    errors: list[Exception] = []
+    reporters: set[int] = set()
+
+    def on_error(error: Exception) -> None:
+        reporters.add(threading.get_ident())
+        errors.append(error)
+
+    monkeypatch.setattr("sys.executable", "/bin/false")
+    client = make_client(on_error=on_error)
+    for i in range(200):
+        client.info(f"lost {i}")
+    stats = client.stats()
+    assert stats["logged"] == 200 and stats["delivered"] == 0
+    assert stats["dropped"]["no_shipper"] + stats["dropped"]["shipper_lost"] + stats[
+        "backlog"] == 200
+    assert stats["shipper"]["restarts"] <= 2
+    assert threading.get_ident() not in reporters
+    client.flush(0.1)  # also runs pending callbacks
+    assert any(isinstance(e, LogwellError) and e.code is LogwellErrorCode.NETWORK_ERROR
+               for e in errors)
+    monkeypatch.undo()
+    client._pipeline._restart_after = 0.0  # skip the back-off pause in this test
+    client.info("after recovery")
+    assert client.flush(10)
+    assert [e["message"] for e in server.entries] == ["after recovery"]

@@ -33,6 +33,7 @@ class Inbox:
     """The receiving end in a producer process."""
 
     def __init__(self, nonce: str, pid: int) -> None:
+        self.nonce = nonce
         self._address = address(nonce, pid)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)

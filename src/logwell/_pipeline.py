@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -51,8 +52,9 @@ STALL_TIMEOUT: Final = 5.0
 #: How long a log call may wait for a shipper that is still starting up
 #: (an interpreter and urllib3 take a few hundred milliseconds to load).
 STARTUP_GRACE: Final = 3.0
-#: After a failed start, log calls wait this long before trying again.
+#: After a failed start, log calls wait this long before trying again (doubling).
 RESTART_PAUSE: Final = 1.0
+MAX_RESTART_PAUSE: Final = 60.0
 #: The same diagnostic is logged at most once per this many seconds.
 DIAGNOSTIC_EVERY: Final = 10.0
 _NOTIFIER_POLL: Final = 0.5
@@ -138,6 +140,7 @@ class Pipeline:
         self._stopped = False
         self._closed = False
         self._restart_after = 0.0
+        self._failed_starts = 0
         self._reset_process_state()
         _live.add(self)
 
@@ -170,6 +173,7 @@ class Pipeline:
         self._notifier_stop = threading.Event()
         self._restarts = 0
         self._diagnosed: dict[str, float] = {}
+        self._pending_errors: deque[LogwellError] = deque()
         if self._channel is not None:
             self._channel.disown()  # a forked child shares the shipper but does not own it
 
@@ -222,7 +226,7 @@ class Pipeline:
 
     def _send_when_started(self, channel: _Channel, data: bytes) -> bool:
         """Wait out the shipper's start-up instead of dropping the first burst of entries."""
-        while channel.starting():
+        while channel.starting() and not self._exited(channel):
             wait_writable(channel.fd, 0.05)
             try:
                 self._producer.send(channel.fd, data, self._message_ids)
@@ -306,6 +310,14 @@ class Pipeline:
                           _stats.ALTERED):
                 self._carried[index] += slot[index]
             self._restarts += 1
+            # A shipper that never came up (a broken install, say) is not restarted in a
+            # tight loop: each failed start doubles the pause, up to a minute.
+            if _stats.heartbeat_age(channel.block) == float("inf"):
+                self._failed_starts += 1
+                pause = min(MAX_RESTART_PAUSE, RESTART_PAUSE * 2 ** (self._failed_starts - 1))
+                self._restart_after = time.monotonic() + pause
+            else:
+                self._failed_starts = 0
             pid = channel.shipper_pid()
             if pid and pid != os.getpid():
                 try:
@@ -444,7 +456,11 @@ class Pipeline:
     # -- notes and callbacks ----------------------------------------------------------
 
     def _own_inbox(self, channel: _Channel) -> _inbox.Inbox | None:
+        """This process's inbox for ``channel``'s shipper, bound on first use."""
         with self._inbox_lock:
+            if self._inbox is not None and self._inbox.nonce != channel.nonce:
+                self._inbox.close()  # the shipper was replaced: its notes go elsewhere
+                self._inbox = None
             if self._inbox is None:
                 try:
                     self._inbox = _inbox.Inbox(channel.nonce, self._pid)
@@ -455,19 +471,18 @@ class Pipeline:
     def _start_notifier(self) -> None:
         """Run callbacks and diagnostics on a thread of their own, started on first use."""
         with self._lock:
-            channel = self._channel
-            if self._notifier is not None or channel is None or self._closed:
+            if self._notifier is not None or self._closed:
                 return
             stop = self._notifier_stop = threading.Event()
-            inbox = self._own_inbox(channel)
             thread = threading.Thread(
-                target=self._notify_forever, args=(inbox, stop), name="logwell-notifier",
-                daemon=True)
+                target=self._notify_forever, args=(stop,), name="logwell-notifier", daemon=True)
             self._notifier = thread
         thread.start()
 
-    def _notify_forever(self, inbox: _inbox.Inbox | None, stop: threading.Event) -> None:
+    def _notify_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            channel = self._channel
+            inbox = self._own_inbox(channel) if channel is not None else None
             if inbox is None:
                 stop.wait(_NOTIFIER_POLL)
                 self._dispatch([])
@@ -489,12 +504,14 @@ class Pipeline:
             self._dispatch_locked(notes)
 
     def _dispatch_locked(self, notes: list[dict[str, Any]]) -> None:
+        while self._pending_errors:
+            self._deliver_error(self._pending_errors.popleft())
         for reason in (QUEUE_FULL, TOO_LARGE, NO_SHIPPER):
             count = _read(self._dropped[reason])
             if count > self._reported[reason]:
                 fresh = count - self._reported[reason]
                 self._reported[reason] = count
-                self._report(LogwellError(
+                self._deliver_error(LogwellError(
                     _LOCAL_DROP_MESSAGES[reason].format(count=fresh),
                     LogwellErrorCode.QUEUE_OVERFLOW if reason != TOO_LARGE
                     else LogwellErrorCode.VALIDATION_ERROR))
@@ -508,11 +525,15 @@ class Pipeline:
                 except ValueError:
                     code = LogwellErrorCode.SERVER_ERROR
                 count = note.get("count", 0)
-                self._report(LogwellError(
+                self._deliver_error(LogwellError(
                     f"{note.get('message', '')} ({count} entries)", code,
                     note.get("status"), bool(note.get("retryable"))))
 
     def _report(self, error: LogwellError) -> None:
+        """Queue an error for the notifier: a log call never runs callbacks or logging."""
+        self._pending_errors.append(error)
+
+    def _deliver_error(self, error: LogwellError) -> None:
         """Hand an error to ``on_error``, or to the ``logwell`` logger, at a bounded rate."""
         if self._on_error is not None:
             self._call(self._on_error, error)
