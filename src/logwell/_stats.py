@@ -136,7 +136,7 @@ class Publisher:
             self._slots[pid] = counters
             self._index[pid] = index
             if index >= 0:
-                _SLOT.pack_into(self._block, _offset(index), *counters)
+                self._write_slot(index, counters)
         return counters
 
     def _claim(self, pid: int) -> int:
@@ -156,19 +156,25 @@ class Publisher:
                 del self._slots[pid]
                 if index >= 0:
                     free = Slot(pid=_TOMBSTONE)
-                    _SLOT.pack_into(self._block, _offset(index), *free)
+                    self._write_slot(index, free)
 
     def publish(self, pids: Iterable[int] | None = None) -> None:
         """Write the header and the slots of ``pids`` (all when None) to shared memory."""
         for pid in self._slots if pids is None else pids:
             index = self._index.get(pid, -1)
             if index >= 0:
-                _SLOT.pack_into(self._block, _offset(index), *self._slots[pid])
+                self._write_slot(index, self._slots[pid])
         self.beat()
 
     def beat(self) -> None:
         self.header[HEARTBEAT] = time.monotonic_ns()
-        _HEADER.pack_into(self._block, 0, *self.header)
+        self._block[0 : _HEADER.size] = _HEADER.pack(*self.header)
+
+    def _write_slot(self, index: int, counters: Iterable[int]) -> None:
+        # Packed first, then copied in one go: struct.pack_into zero-fills its target
+        # before writing, and a reader in another process could see those zeros.
+        start = _offset(index)
+        self._block[start : start + _SLOT.size] = _SLOT.pack(*counters)
 
 
 def _alive(pid: int) -> bool:
