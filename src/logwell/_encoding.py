@@ -37,18 +37,23 @@ _MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 _second_cache: tuple[int, str] = (0, "")
 
 
-def utc_timestamp() -> str:
-    """Now as ISO 8601 in UTC with milliseconds, e.g. ``2026-11-27T13:20:34.512Z``.
+def timestamp_at(epoch_millis: int) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. ``2026-11-27T13:20:34.512Z``.
 
     The date and time of day are formatted once a second; the rest is a lookup.
     """
     global _second_cache
-    second, millis = divmod(time.time_ns() // 1_000_000, 1000)
+    second, millis = divmod(epoch_millis, 1000)
     cached = _second_cache
     if cached[0] != second:
         cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         _second_cache = cached
     return cached[1] + _MILLIS[millis]
+
+
+def utc_timestamp() -> str:
+    """Now, as :func:`timestamp_at` formats it."""
+    return timestamp_at(time.time_ns() // 1_000_000)
 
 
 def normalize_level(level: object) -> str | None:
