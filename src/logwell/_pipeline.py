@@ -277,6 +277,7 @@ class Pipeline:
         settings = {**self._settings, "nonce": nonce, "read_fd": read_fd, "stats_fd": stats_fd}
         command = [sys.executable, *(["-P"] if sys.version_info >= (3, 11) else []),
                    "-m", "logwell._shipper"]
+        process = None
         try:
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, pass_fds=(read_fd, stats_fd), close_fds=True,
@@ -286,6 +287,9 @@ class Pipeline:
             with process.stdin:
                 process.stdin.write(orjson.dumps(settings))
         except BaseException:
+            if process is not None:  # it died before reading its settings
+                process.kill()
+                process.wait()
             os.close(write_fd)
             block.close()
             raise
@@ -580,7 +584,26 @@ def _park_notifiers() -> None:
     """
     for pipeline in list(_live):
         if pipeline._pid == os.getpid():
+            thread = pipeline._notifier
             pipeline._stop_notifier()
+            if thread is not None:
+                _wait_until_thread_exited(thread)
+
+
+def _wait_until_thread_exited(thread: threading.Thread, timeout: float = 0.2) -> None:
+    """Wait until the OS thread behind a joined ``thread`` is really gone.
+
+    Before Python 3.13, ``join()`` returns when the thread has finished its Python
+    work, a moment before the OS thread exits; Python 3.12 counts OS threads
+    (``/proc/self/stat``) when it decides to warn at os.fork(), so without this
+    wait the warning still came from us now and then.
+    """
+    path = f"/proc/self/task/{thread.native_id}"
+    deadline = time.monotonic() + timeout
+    while thread.native_id is not None and os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
 
 
 def _shutdown_all() -> None:

@@ -55,6 +55,9 @@ OVERFLOW_NOTE_EVERY: Final = 1.0
 _READ_SIZE: Final = 1 << 20
 #: Pause after a small read; the pipe holds far more than arrives meanwhile.
 COALESCE: Final = 0.002
+#: A request still hanging this long after the drain deadline is abandoned: the
+#: shipper counts what it holds as failed and exits (urllib3 would wait 'timeout').
+ABANDON_GRACE: Final = 0.5
 
 Batch = list[tuple[int, bytes]]
 
@@ -92,6 +95,7 @@ class Shipper:
         self._overflow: Counter[int] = Counter()
         self._overflow_noted = 0.0
         self._notes = _inbox.sender()
+        self._producers: set[int] = set()  # every pid seen, for _abandon()
 
     # -- reader thread ---------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class Shipper:
                         else:
                             self._markers.append((self._next_seq, item.pid, item.token))
                     self._header[_stats.H_MALFORMED] = reader.malformed
+                    self._producers |= touched
                     self._complete_markers()
                     self._publisher.publish(touched)
                     self._cond.notify()
@@ -171,6 +176,37 @@ class Shipper:
             self._deadline = time.monotonic() + self._drain_timeout
             self._header[_stats.H_DRAINING] = 1
             self._cond.notify_all()
+            # The deadline cannot cut short a request that hangs (a server that accepts
+            # and never answers holds it for 'timeout'): this timer makes it hold for the
+            # process, so that an orphaned shipper never outlives shutdown_timeout by more.
+            watchdog = threading.Timer(self._drain_timeout + ABANDON_GRACE, self._abandon)
+            watchdog.daemon = True
+            watchdog.start()
+
+    def _abandon(self) -> None:
+        """Still here past the drain deadline: count every unsettled entry as failed, exit."""
+        with self._cond:
+            error = self._error(
+                LogwellErrorCode.NETWORK_ERROR,
+                f"shutdown_timeout ({self._drain_timeout}s) passed while a request to the "
+                "server was still unanswered", None, retryable=False)
+            for pid in self._producers:
+                slot = self._publisher.slot(pid)
+                left = slot[BACKLOG]  # in the backlog or in the request that hangs
+                if left > 0:
+                    slot[FAILED] += left
+                    slot[BACKLOG] = 0
+                    self._header[_stats.H_FAILED] += left
+                    self._note(pid, {**error, "count": left})
+            for _, pid, token in self._markers:  # wake whoever still waits in flush()
+                slot = self._publisher.slot(pid)
+                slot[FLUSHED] = max(slot[FLUSHED], token)
+                self._note(pid, {"kind": "wake", "token": token})
+            self._markers.clear()
+            self._backlog.clear()
+            self._header[_stats.H_BACKLOG] = self._header[_stats.H_BACKLOG_BYTES] = 0
+            self._publisher.publish()
+            os._exit(0)
 
     def send_forever(self) -> None:
         while True:

@@ -27,11 +27,13 @@ def _in_multiprocessing_bootstrap() -> bool:
     is used, so that an unused copy costs no process.
     """
     main = sys.modules.get("__main__")
-    return getattr(main, "__name__", "") == "__mp_main__" or (
-        "multiprocessing" in sys.modules
-        and getattr(sys.modules["multiprocessing"], "parent_process", lambda: None)() is not None
-        and sys.modules["multiprocessing"].current_process()._inheriting
-    )
+    if getattr(main, "__name__", "") == "__mp_main__":
+        return True
+    # While spawn._main() re-runs the main module (as "__mp_main__", through runpy),
+    # sys.modules["__main__"] is still the bootstrap's and parent_process() is still
+    # None: _inheriting is the one sign, set for exactly that span.
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and bool(getattr(process.current_process(), "_inheriting", False))
 
 
 class Logwell:
