@@ -454,15 +454,6 @@ def test_fork_that_skips_the_at_fork_hooks_is_caught_by_the_pid_check(
     check_hookless(server, result, stderr, forks, per_child, "hookless-fork")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Known hazard, fails in about one run of five: once the master has logged, "
-    "logwell's notifier thread exists and wakes on every note from the shipper. A fork from "
-    "C that skips PyOS_AfterFork_Child (uWSGI's default) can copy CPython's GIL state while "
-    "that thread is taking or dropping it, and the child then hangs at its first thread "
-    "start (threading.Thread.start in _start_notifier). Needs no logwell thread in such a "
-    "master, e.g. a notifier only while callbacks are configured.",
-)
 @pytest.mark.timeout(90)
 def test_fork_that_skips_the_hooks_after_the_master_logged(
     server: IngestServer, programs: Programs, tmp_path: Path

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
+from orjson import dumps
 
 from logwell import _inbox, _stats
 from logwell._channel import (
@@ -47,8 +48,16 @@ from logwell.types import LogwellConfig, Stats
 logger = logging.getLogger("logwell")
 logger.addHandler(logging.NullHandler())
 
-#: A shipper silent this long while the pipe is full is taken for dead.
+#: A shipper silent this long is taken for hung (SIGSTOP, a deadlock) and replaced.
 STALL_TIMEOUT: Final = 5.0
+#: A shipper that has not started reading after this long is taken for hung.
+STARTUP_LIMIT: Final = 30.0
+#: A shipper silent this long is checked for being alive at all.
+DEAD_AFTER: Final = 1.0
+#: How often the log path looks after the shipper and reads its notes (when no
+#: notifier thread does), checked every TEND_STRIDE entries.
+TEND_EVERY: Final = 1.0
+TEND_STRIDE: Final = 8
 #: How long a log call may wait for a shipper that is still starting up
 #: (an interpreter and urllib3 take a few hundred milliseconds to load).
 STARTUP_GRACE: Final = 3.0
@@ -94,8 +103,9 @@ class _Channel:
     """One shipper generation: the pipe, its shared counters, and maybe its process."""
 
     def __init__(self, fd: int, block: mmap.mmap, nonce: str,
-                 process: subprocess.Popen[bytes] | None) -> None:
+                 process: subprocess.Popen[bytes] | None, guard_fd: int | None = None) -> None:
         self.fd = fd
+        self.guard_fd = guard_fd
         self.block = block
         self.nonce = nonce
         self.process = process  # set only in the process that started the shipper
@@ -113,6 +123,35 @@ class _Channel:
         """No heartbeat for STALL_TIMEOUT, counting from the start (SIGSTOP, a hang, death)."""
         since_start = time.monotonic() - self.started
         return min(_stats.heartbeat_age(self.block), since_start) > STALL_TIMEOUT
+
+    def trouble(self) -> str | None:
+        """Why this shipper must be replaced ("exited", "stopped answering"), or None.
+
+        A shipper that has not beaten yet is only slow to start (an interpreter on a
+        loaded machine), unless its process is gone or STARTUP_LIMIT has passed.
+        """
+        age = _stats.heartbeat_age(self.block)
+        since_start = time.monotonic() - self.started
+        silent = min(age, since_start)
+        if silent < DEAD_AFTER:
+            return None
+        if age == float("inf"):
+            silent = 0.0 if since_start < STARTUP_LIMIT else since_start
+        if self.process is not None:
+            gone = self.process.poll() is not None
+        else:
+            pid = self.shipper_pid()
+            gone = bool(pid) and not _is_shipper(pid)
+        if gone:
+            return "exited"
+        return "stopped answering" if silent > STALL_TIMEOUT else None
+
+    def close(self) -> None:
+        """Let go of this process's ends of the pipe."""
+        os.close(self.fd)
+        if self.guard_fd is not None:
+            os.close(self.guard_fd)
+            self.guard_fd = None
 
     def disown(self) -> None:
         """Forget the shipper's process handle in a forked child.
@@ -136,6 +175,10 @@ class Pipeline:
         self.shutdown_timeout: float = config["shutdown_timeout"]
         self._on_error: Callable[[Exception], None] | None = config.get("on_error")
         self._on_flush: Callable[[int], None] | None = config.get("on_flush")
+        # Callbacks get a thread of their own; without them no thread is started,
+        # which keeps a pre-fork master thread-free for forks that skip Python's
+        # after-fork handling (uWSGI forks from C).
+        self._callbacks = self._on_error is not None or self._on_flush is not None
         self._channel: _Channel | None = None
         self._stopped = False
         self._closed = False
@@ -174,23 +217,39 @@ class Pipeline:
         self._restarts = 0
         self._diagnosed: dict[str, float] = {}
         self._pending_errors: deque[LogwellError] = deque()
+        self._next_tend = 0.0
         if self._channel is not None:
             self._channel.disown()  # a forked child shares the shipper but does not own it
+            self._start_notifier()
 
     # -- the log call's path -------------------------------------------------------------
 
-    def submit(self, entry: dict[str, Any]) -> None:
-        """Encode one entry and hand it to the shipper; never blocks, never raises."""
+    def submit(self, entry: dict[str, Any], plain: bool = False) -> None:
+        """Encode one entry and hand it to the shipper; never blocks, never raises.
+
+        ``plain`` is the caller's word that the message is a non-blank string, the
+        metadata a dict or absent, and any lineNumber valid: then one orjson call
+        is all the encoding there is (the common case, kept free of checks).
+        """
         if self._pid != os.getpid():
             self._reset_process_state()
         if self._stopped:
             next(self._dropped[AFTER_SHUTDOWN])
             return
-        try:
-            data, flags = encode(entry, self._max_entry_bytes)
-        except Exception:  # a __str__ that lies about its type, say
-            next(self._dropped[INVALID])
-            return
+        data = None
+        if plain:
+            try:
+                data = dumps(entry)
+            except Exception:  # unknown types, cycles, big ints: the slow path
+                pass
+        if data is None or len(data) > self._max_entry_bytes:
+            try:
+                data, flags = encode(entry, self._max_entry_bytes)
+            except Exception:  # a __str__ that lies about its type, say
+                next(self._dropped[INVALID])
+                return
+        else:
+            flags = 0
         if flags:
             if flags & ALTERED:
                 next(self._altered)
@@ -203,8 +262,6 @@ class Pipeline:
         if channel is None:
             next(self._dropped[NO_SHIPPER])
             return
-        if self._notifier is None:
-            self._start_notifier()
         frame = self._entry_head + data + b"\n"
         try:
             if len(frame) <= FRAME_MAX:
@@ -215,14 +272,36 @@ class Pipeline:
             if channel.starting() and self._send_when_started(channel, data):
                 return
             next(self._dropped[QUEUE_FULL])
-            if channel.stalled():
-                self._lose(channel, "stopped answering")
+            trouble = channel.trouble()
+            if trouble is not None:
+                self._lose(channel, trouble)
             return
         except (OSError, ChannelClosed):
             next(self._dropped[SHIPPER_LOST])
             self._lose(channel, "exited")
             return
-        next(self._sent)
+        if not next(self._sent) % TEND_STRIDE:
+            self._tend(channel)
+
+    def _tend(self, channel: _Channel) -> None:
+        """At most once a second: replace a shipper in trouble, and read its notes.
+
+        Diagnostics read here go to the ``logwell`` logger; user callbacks never
+        run on this path (when there are any, the notifier thread reads the notes).
+        """
+        now = time.monotonic()
+        if now < self._next_tend:
+            return
+        self._next_tend = now + TEND_EVERY
+        trouble = channel.trouble()
+        if trouble is not None:
+            self._lose(channel, trouble)
+        elif self._callbacks:
+            if self._notifier is None:  # parked for a fork: bring it back
+                self._start_notifier()
+        else:
+            inbox = self._own_inbox(channel)
+            self._dispatch(inbox.receive(0.0) if inbox is not None else [])
 
     def _send_when_started(self, channel: _Channel, data: bytes) -> bool:
         """Wait out the shipper's start-up instead of dropping the first burst of entries."""
@@ -261,6 +340,8 @@ class Pipeline:
                 return None
             try:
                 self._channel = self._spawn()
+                if self._callbacks:
+                    self._start_notifier(locked=True)
             except Exception as exc:  # no interpreter, no memory, no fds: log calls go on
                 self._restart_after = time.monotonic() + RESTART_PAUSE
                 self._report(LogwellError(
@@ -291,12 +372,20 @@ class Pipeline:
                 process.kill()
                 process.wait()
             os.close(write_fd)
+            os.close(read_fd)
             block.close()
             raise
         finally:
-            os.close(read_fd)
             os.close(stats_fd)
-        return _Channel(write_fd, block, nonce, process)
+        # An application that restored SIGPIPE's default action would be killed by a
+        # write into a pipe nobody reads; a spare read end turns that write into
+        # "pipe full", and the shipper's heartbeat tells that it is gone.
+        if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
+            guard_fd: int | None = read_fd
+        else:
+            os.close(read_fd)
+            guard_fd = None
+        return _Channel(write_fd, block, nonce, process, guard_fd)
 
     def _lose(self, channel: _Channel, how: str) -> None:
         """Give up a shipper that died or hangs; count what it took with it."""
@@ -323,8 +412,8 @@ class Pipeline:
             else:
                 self._failed_starts = 0
             pid = channel.shipper_pid()
-            if pid and pid != os.getpid():
-                try:
+            if how != "exited" and pid and _is_shipper(pid):
+                try:  # hung: it must not wake up later and deliver what we count as lost
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
@@ -333,7 +422,7 @@ class Pipeline:
                     channel.process.wait(1.0)
                 except subprocess.TimeoutExpired:
                     channel.disown()
-            os.close(channel.fd)
+            channel.close()
         self._report(LogwellError(
             f"the shipper process (pid {pid}) {how}; {lost} entries it held were lost, "
             "a new shipper starts with the next log call", LogwellErrorCode.NETWORK_ERROR,
@@ -342,12 +431,22 @@ class Pipeline:
     # -- waiting for the shipper ------------------------------------------------------
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything this process sent is settled; False on timeout."""
+        """Wait until everything this process sent is settled; False on timeout.
+
+        Errors found meanwhile are reported before it returns.
+        """
         if self._pid != os.getpid():
             self._reset_process_state()
+        if self._notifier is None and self._channel is not None:
+            self._start_notifier()  # parked for a fork, say
+        try:
+            return self._flush(timeout)
+        finally:
+            self._dispatch([])
+
+    def _flush(self, timeout: float) -> bool:
         channel = self._channel
         if channel is None or self._closed:
-            self._dispatch([])
             return True
         deadline = time.monotonic() + timeout
         inbox = self._own_inbox(channel)
@@ -361,8 +460,9 @@ class Pipeline:
                 if not wait_writable(channel.fd, min(0.05, deadline - time.monotonic())):
                     if time.monotonic() >= deadline:
                         return False
-                    if channel.stalled():
-                        self._lose(channel, "stopped answering")
+                    trouble = channel.trouble()
+                    if trouble is not None:
+                        self._lose(channel, trouble)
                         return True
             except ChannelClosed:
                 self._lose(channel, "exited")
@@ -375,8 +475,9 @@ class Pipeline:
                 time.sleep(min(left, 0.01))
             else:
                 self._dispatch(inbox.receive(min(left, 0.05)))
-            if channel.stalled() or self._exited(channel):
-                self._lose(channel, "exited")
+            trouble = channel.trouble()
+            if trouble is not None:
+                self._lose(channel, trouble)
                 return True
         if inbox is not None:
             self._dispatch(inbox.receive(0.0))
@@ -402,7 +503,7 @@ class Pipeline:
             channel = self._channel
         self._stop_notifier()
         if channel is not None:
-            os.close(channel.fd)
+            channel.close()
             if channel.process is not None:
                 # The shipper exits once every process of the fleet has let go of the pipe,
                 # and once it has drained; past our deadline it finishes on its own.
@@ -472,15 +573,19 @@ class Pipeline:
                     return None
             return self._inbox
 
-    def _start_notifier(self) -> None:
-        """Run callbacks and diagnostics on a thread of their own, started on first use."""
-        with self._lock:
-            if self._notifier is not None or self._closed:
-                return
-            stop = self._notifier_stop = threading.Event()
-            thread = threading.Thread(
-                target=self._notify_forever, args=(stop,), name="logwell-notifier", daemon=True)
-            self._notifier = thread
+    def _start_notifier(self, locked: bool = False) -> None:
+        """Run callbacks on a thread of their own: started with the shipper, after a fork
+        in the child's first call, and in the parent within a second of a fork parking it."""
+        if not locked:
+            with self._lock:
+                self._start_notifier(locked=True)
+            return
+        if self._notifier is not None or self._closed or not self._callbacks:
+            return
+        stop = self._notifier_stop = threading.Event()
+        thread = threading.Thread(
+            target=self._notify_forever, args=(stop,), name="logwell-notifier", daemon=True)
+        self._notifier = thread
         thread.start()
 
     def _notify_forever(self, stop: threading.Event) -> None:
@@ -563,6 +668,21 @@ _LOCAL_DROP_MESSAGES: Final = {
     "were dropped",
     NO_SHIPPER: "no shipper process could be started; {count} entries were dropped",
 }
+
+
+def _is_shipper(pid: int) -> bool:
+    """Whether ``pid`` is still a logwell shipper (and not a process that reused its pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"logwell._shipper" in f.read()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return not os.path.isdir("/proc/self")  # no procfs: trust that the pid is alive
 
 
 def warn_if_plain_http(endpoint: str) -> None:

@@ -112,7 +112,13 @@ class Logwell:
             frame = sys._getframe(2)
             entry["sourceFile"] = frame.f_code.co_filename
             entry["lineNumber"] = frame.f_lineno
-        self._pipeline.submit(entry)
+        self._pipeline.submit(
+            entry,
+            type(message) is str
+            and bool(message)
+            and not message.isspace()
+            and (not metadata or type(metadata) is dict),
+        )
 
     def log(self, entry: LogEntry) -> None:
         """Log a complete entry; fields it leaves out are filled in as for ``info()``."""

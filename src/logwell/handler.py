@@ -260,13 +260,14 @@ class LogwellHandler(logging.Handler):
             if self._service is not None:
                 entry["service"] = self._service
             lineno = record.lineno
-            if type(lineno) is int and lineno > 0:  # 0: the caller is unknown
+            if type(lineno) is int and 0 < lineno < 2**31:  # 0: the caller is unknown
                 entry["sourceFile"] = record.pathname
                 entry["lineNumber"] = lineno
+            plain = type(message) is str and bool(message) and not message.isspace()
         except Exception:
             self.handleError(record)
             return
-        self._submit(entry)
+        self._submit(entry, plain)
 
     # -- logging's life cycle ---------------------------------------------------------
 
