@@ -19,6 +19,7 @@ from logwell._channel import (
     FlushMarker,
     FrameReader,
     Producer,
+    Subscribe,
     open_pipe,
     write_frame,
 )
@@ -77,11 +78,13 @@ def test_unfinished_slices_expire_and_are_counted() -> None:
 
 
 def test_flush_markers_and_garbage() -> None:
-    """Flush markers parse; malformed lines are counted, not fatal."""
-    stream = Producer(5).flush_frame(3) + b"junk\nE12\n\nCx\n" + b"E5 {}\n"
-    items = list(FrameReader().feed(stream))
-    assert items[0] == FlushMarker(5, 3)
-    assert items[-1] == Entry(5, b"{}")
+    """Flush markers and subscriptions parse; malformed lines are counted, not fatal."""
+    stream = Producer(5).flush_frame(3) + b"junk\nE12\n\nCx\nSx\n" + b"E5 {}\n"
+    stream += Producer(5).subscribe_frame()
+    reader = FrameReader()
+    items = list(reader.feed(stream))
+    assert items == [FlushMarker(5, 3), Entry(5, b"{}"), Subscribe(5)]
+    assert reader.malformed == 5
 
 
 def test_full_and_closed_pipes_raise_distinct_errors() -> None:

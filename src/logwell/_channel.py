@@ -11,6 +11,7 @@ Frames are lines (encoded JSON never contains a raw newline)::
     E<pid> <entry json>\\n                  one entry
     C<pid> <id> <+|.> <slice of json>\\n    a slice of an entry larger than a frame
     F<pid> <token>\\n                       flush marker: tell <pid> when all before it is done
+    S<pid>\\n                               <pid> wants a note for every delivered batch
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PARTIAL_TTL: Final = 30.0
 ENTRY: Final = ord("E")
 CHUNK: Final = ord("C")
 FLUSH: Final = ord("F")
+SUBSCRIBE: Final = ord("S")
 
 
 class ChannelFull(Exception):
@@ -107,6 +109,9 @@ class Producer:
     def flush_frame(self, token: int) -> bytes:
         return self._flush_head + b"%d\n" % token
 
+    def subscribe_frame(self) -> bytes:
+        return b"S%d\n" % self.pid
+
 
 def wait_writable(fd: int, timeout: float) -> bool:
     """Wait until the pipe has room, for at most ``timeout`` seconds."""
@@ -127,6 +132,11 @@ class FlushMarker:
 
 
 @dataclass
+class Subscribe:
+    pid: int
+
+
+@dataclass
 class FrameReader:
     """Cuts the byte stream back into entries and markers (shipper side)."""
 
@@ -135,7 +145,7 @@ class FrameReader:
     _tail: bytes = b""
     _partials: dict[tuple[int, int], tuple[float, list[bytes]]] = field(default_factory=dict)
 
-    def feed(self, data: bytes) -> Iterator[Entry | FlushMarker]:
+    def feed(self, data: bytes) -> Iterator[Entry | FlushMarker | Subscribe]:
         lines = (self._tail + data).split(b"\n")
         self._tail = lines.pop()
         for line in lines:
@@ -143,7 +153,7 @@ class FrameReader:
             if item is not None:
                 yield item
 
-    def _parse(self, line: bytes) -> Entry | FlushMarker | None:
+    def _parse(self, line: bytes) -> Entry | FlushMarker | Subscribe | None:
         try:
             kind = line[0]
             if kind == ENTRY:
@@ -155,6 +165,8 @@ class FrameReader:
             if kind == FLUSH:
                 pid, token = line[1:].split(b" ")
                 return FlushMarker(int(pid), int(token))
+            if kind == SUBSCRIBE:
+                return Subscribe(int(line[1:]))
         except (IndexError, ValueError):
             pass
         self.malformed += 1

@@ -110,6 +110,7 @@ class _Channel:
         self.nonce = nonce
         self.process = process  # set only in the process that started the shipper
         self.started = time.monotonic()
+        self.subscribed = 0  # the pid that asked this shipper for on_flush notes
 
     def shipper_pid(self) -> int:
         return _stats.read_header(self.block).shipper_pid
@@ -582,6 +583,13 @@ class Pipeline:
             return
         if self._notifier is not None or self._closed or not self._callbacks:
             return
+        channel = self._channel
+        if self._on_flush is not None and channel is not None and channel.subscribed != self._pid:
+            try:  # ask for a note per delivered batch; only on_flush needs them
+                write_frame(channel.fd, self._producer.subscribe_frame())
+                channel.subscribed = self._pid
+            except (ChannelFull, ChannelClosed):
+                pass  # asked again when the notifier next starts
         stop = self._notifier_stop = threading.Event()
         thread = threading.Thread(
             target=self._notify_forever, args=(stop,), name="logwell-notifier", daemon=True)

@@ -30,7 +30,7 @@ import orjson
 
 from logwell import _inbox, _stats
 from logwell._batching import encode_body, take_batch
-from logwell._channel import Entry, FrameReader
+from logwell._channel import Entry, FrameReader, Subscribe
 from logwell._encoding import replace_nul
 from logwell._retry import Backoff, Verdict, classify, parse_retry_after
 from logwell._stats import (
@@ -96,6 +96,7 @@ class Shipper:
         self._overflow_noted = 0.0
         self._notes = _inbox.sender()
         self._producers: set[int] = set()  # every pid seen, for _abandon()
+        self._subscribers: set[int] = set()  # pids with on_flush: a note per delivered batch
 
     # -- reader thread ---------------------------------------------------------------
 
@@ -114,6 +115,8 @@ class Shipper:
                         touched.add(item.pid)
                         if isinstance(item, Entry):
                             self._accept(item.pid, item.data)
+                        elif isinstance(item, Subscribe):
+                            self._subscribers.add(item.pid)
                         else:
                             self._markers.append((self._next_seq, item.pid, item.token))
                     self._header[_stats.H_MALFORMED] = reader.malformed
@@ -370,7 +373,8 @@ class Shipper:
             self._publisher.publish(counts)
         for pid, count in counts.items():
             if outcome == DELIVERED:
-                self._note(pid, {"kind": "flushed", "count": count})
+                if pid in self._subscribers:
+                    self._note(pid, {"kind": "flushed", "count": count})
             elif error is not None:
                 self._note(pid, {**error, "count": count})
 
