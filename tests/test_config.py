@@ -67,6 +67,7 @@ def test_endpoint_loses_its_trailing_slash() -> None:
         ({**BASE, "service": 3}, "non-empty string"),
         ({**BASE, "on_error": "print"}, "callable"),
         ({**BASE, "batchsize": 10}, "Did you mean 'batch_size'"),
+        ({**BASE, "ca_certs": "/nonexistent/ca.pem"}, "PEM file"),
         ([("api_key", KEY)], "must be a dict"),
     ],
 )
