@@ -86,7 +86,7 @@ def main() -> None:
     })
     handler = LogwellHandler(client=client)
     stub = LogwellHandler(client=client)
-    stub._submit = lambda entry: None  # type: ignore[method-assign]
+    stub._submit = lambda entry, plain=False: None  # type: ignore[method-assign]
 
     logger = logging.getLogger("bench")
     logger.propagate = False

@@ -51,13 +51,18 @@ def timestamp_at(epoch_millis: int) -> str:
     return cached[1] + _MILLIS[millis]
 
 
+_millis_cache: tuple[int, str] = (0, "")
+
+
 def utc_timestamp() -> str:
-    """Now, as :func:`timestamp_at` formats it (inlined: every log call takes this)."""
-    second, millis = divmod(time.time_ns() // 1_000_000, 1000)
-    cached = _second_cache
-    if cached[0] != second:
-        return timestamp_at(second * 1000 + millis)
-    return cached[1] + _MILLIS[millis]
+    """Now, as :func:`timestamp_at` formats it; calls within one millisecond share it."""
+    global _millis_cache
+    now = time.time_ns() // 1_000_000
+    cached = _millis_cache
+    if cached[0] != now:
+        cached = (now, timestamp_at(now))
+        _millis_cache = cached
+    return cached[1]
 
 
 def normalize_level(level: object) -> str | None:
