@@ -120,11 +120,6 @@ class _Channel:
         waited = time.monotonic() - self.started
         return waited < STARTUP_GRACE and _stats.heartbeat_age(self.block) == float("inf")
 
-    def stalled(self) -> bool:
-        """No heartbeat for STALL_TIMEOUT, counting from the start (SIGSTOP, a hang, death)."""
-        since_start = time.monotonic() - self.started
-        return min(_stats.heartbeat_age(self.block), since_start) > STALL_TIMEOUT
-
     def trouble(self) -> str | None:
         """Why this shipper must be replaced ("exited", "stopped answering"), or None.
 
