@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from orjson import dumps
+from orjson import dumps  # bound once: the log path calls it on every entry
 
 from logwell import _inbox, _stats
 from logwell._channel import (
